@@ -1,0 +1,44 @@
+# Nudge recommender: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_DATA ?= data/generated/default
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-all lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with dev tools
+
+demo: install ## Simulate the default organisation (if absent) and run the main job on it
+	$(BIN)/recommender demo --data $(DEMO_DATA)
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff formatting and autofixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint ## Lint, then the fast test suite (what CI runs)
+	$(BIN)/python -m pytest -q
+
+test-all: lint ## Lint, then every test including the slow ones
+	$(BIN)/python -m pytest -q -m ''
+
+bench: install ## Run the benchmarks (slow; figures go to benchmarks/results/)
+	$(BIN)/python benchmarks/bench_simulate.py
+
+clean: ## Remove the environment and generated files
+	rm -rf $(VENV) data/generated mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
