@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+
+class FileFormat(StrEnum):
+    """File format of written tables."""
+
+    parquet = "parquet"
+    csv = "csv"
+
 
 app = typer.Typer(
     name="recommender",
@@ -23,16 +32,16 @@ def simulate(
     orgs: Annotated[int, typer.Option(min=1, help="Organisations.")] = 3,
     years: Annotated[float, typer.Option(min=1.0, help="Years of history.")] = 3.0,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
-    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    fmt: Annotated[FileFormat, typer.Option("--format", help="Table file format.")] = (
+        FileFormat.parquet
+    ),
 ) -> None:
     """Simulate organisations with known true nudge effects and write them to OUT."""
     from recommender.simulation import SimulationConfig, simulate_organisation, write_simulation
 
-    if fmt not in ("parquet", "csv"):
-        raise typer.BadParameter("must be 'parquet' or 'csv'", param_hint="--format")
     config = SimulationConfig(n_managers=managers, n_orgs=orgs, years=years, seed=seed)
     result = simulate_organisation(config)
-    paths = write_simulation(result, out, fmt=fmt)
+    paths = write_simulation(result, out, fmt=fmt.value)
     for path in paths:
         typer.echo(f"wrote {path}")
 
