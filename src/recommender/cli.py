@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from recommender.data import Dataset
 
 
 class FileFormat(StrEnum):
@@ -58,9 +61,7 @@ def validate(
     except DataValidationError as error:
         typer.echo(error.report(), err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"OK {data}")
-    for table, frame in dataset.tables().items():
-        typer.echo(f"  {table:<13} {len(frame):>9,} rows")
+    _print_summary(data, dataset)
 
 
 @app.command()
@@ -84,9 +85,15 @@ def demo(
     except DataValidationError as error:
         typer.echo(error.report(), err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"OK {data}")
+    _print_summary(data, dataset)
+
+
+def _print_summary(folder: Path, dataset: Dataset) -> None:
+    typer.echo(f"OK {folder}")
     for table, frame in dataset.tables().items():
         typer.echo(f"  {table:<13} {len(frame):>9,} rows")
+    for note in dataset.notes:
+        typer.echo(f"  note: {note.line()}")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -318,7 +318,11 @@ def _read_parquet(path: Path, out: _Collector) -> pd.DataFrame | None:
     except (pyarrow.ArrowException, OSError, ValueError) as error:
         out.add(path.name, None, "unreadable_file", f"cannot read Parquet: {error}")
         return None
-    frame = table.to_pandas()
+    try:
+        # dates as datetime64, not millions of datetime.date objects
+        frame = table.to_pandas(date_as_object=False)
+    except (pyarrow.ArrowException, ValueError, OverflowError):  # e.g. dates beyond year 2262
+        frame = table.to_pandas()
     # Parquet written from pandas may carry a non-default index; rows are positional here.
     return frame.reset_index(drop=True)
 
@@ -333,9 +337,11 @@ def _blank_to_na(text: pd.Series) -> pd.Series:
 
 def _as_text(series: pd.Series) -> pd.Series:
     """Any series as pandas ``str`` dtype with missing and blank values as NA."""
-    text = series.astype("str")
-    text[series.isna().to_numpy()] = np.nan
-    return _blank_to_na(text)
+    if series.dtype != "str":
+        missing = series.isna().to_numpy()
+        series = series.astype("str")
+        series[missing] = np.nan
+    return _blank_to_na(series)
 
 
 def _is_textual(series: pd.Series) -> bool:
