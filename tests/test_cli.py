@@ -33,3 +33,14 @@ def test_simulate_rejects_unknown_format(tmp_path) -> None:
     assert result.exit_code == 2
     assert "--format" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_export_deliveries_refuses_missing_store_without_creating_it(tmp_path) -> None:
+    missing = tmp_path / "absent.db"
+    result = runner.invoke(
+        app, ["export-deliveries", "--out", str(tmp_path / "out"), "--db", str(missing)]
+    )
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+    assert not missing.exists()
+    assert not (tmp_path / "out").exists()

@@ -88,6 +88,115 @@ def demo(
     _print_summary(data, dataset)
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Folder with the six tables (CSV or Parquet).")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML training config (default: the built-in default).")
+    ] = None,
+    promote: Annotated[
+        bool | None,
+        typer.Option(
+            "--promote/--no-promote", help="Run the promotion gate (default: as the config says)."
+        ),
+    ] = None,
+) -> None:
+    """Train, evaluate off-policy on a later window, log to MLflow and register the model."""
+    from recommender.config import ConfigError
+    from recommender.data import DataValidationError
+    from recommender.pipeline import run_train
+
+    try:
+        result = run_train(data, config, promote=promote)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    except DataValidationError as error:
+        typer.echo(error.report(), err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"run {result.run_id}: registered {result.model_uri}")
+    if result.promoted is not None:
+        verdict = "promoted to champion" if result.promoted else "not promoted"
+        typer.echo(f"promotion gate: {verdict} ({result.gate_reason})")
+
+
+@app.command()
+def promote(
+    data: Annotated[Path, typer.Option(help="Folder with the six tables the gate evaluates on.")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML training config (default: the built-in default).")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Model version to consider (default: alias candidate).")
+    ] = None,
+) -> None:
+    """Move alias `champion` to a candidate if it is not significantly worse (promotion gate)."""
+    from recommender.config import ConfigError
+    from recommender.data import DataValidationError
+    from recommender.pipeline import run_promote
+
+    try:
+        decision = run_promote(data, config, version=version)
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    except DataValidationError as error:
+        typer.echo(error.report(), err=True)
+        raise typer.Exit(code=1) from None
+    verdict = "promoted to champion" if decision.promoted else "not promoted"
+    typer.echo(f"version {decision.candidate_version}: {verdict} ({decision.reason})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+) -> None:
+    """Serve the ranking API (settings from NUDGE_* environment variables; see README)."""
+    from serving.app import run_serve
+    from serving.settings import SettingsError
+
+    try:
+        run_serve(host, port)
+    except SettingsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+@app.command("export-deliveries")
+def export_deliveries(
+    out: Annotated[Path, typer.Option(help="Folder to write deliveries.<format> into.")],
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Event store: SQLAlchemy URL or SQLite path. Default: $NUDGE_DB_URL, "
+            "else $NUDGE_DB_PATH, else nudge_events.db."
+        ),
+    ] = None,
+    fmt: Annotated[FileFormat, typer.Option("--format", help="Table file format.")] = (
+        FileFormat.parquet
+    ),
+    org: Annotated[str | None, typer.Option(help="Only this organisation's decisions.")] = None,
+    table_prefix: Annotated[str, typer.Option(help="Event store table prefix.")] = "nudge_",
+) -> None:
+    """Write served decisions and their events as the `deliveries` table training reads."""
+    import os
+
+    from recommender.events import export_deliveries as export
+
+    source = db or os.environ.get("NUDGE_DB_URL") or os.environ.get("NUDGE_DB_PATH")
+    try:
+        path = export(
+            source or "nudge_events.db", out, fmt=fmt.value, table_prefix=table_prefix, org_id=org
+        )
+    except (ValueError, FileExistsError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"wrote {path}")
+
+
 def _print_summary(folder: Path, dataset: Dataset) -> None:
     typer.echo(f"OK {folder}")
     for table, frame in dataset.tables().items():

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tiny_export import valid_tables, write_csv, write_parquet
+
+from tests.data.tiny_export import valid_tables, write_csv, write_parquet
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from tiny_export import Tables, valid_tables, write_csv, write_parquet
 from typer.testing import CliRunner
 
 from recommender.cli import app
@@ -23,6 +22,7 @@ from recommender.data import (
     load_dataset,
 )
 from recommender.schemas import SCHEMAS
+from tests.data.tiny_export import Tables, valid_tables, write_csv, write_parquet
 
 
 def _violations(folder: Path) -> list[Violation]:

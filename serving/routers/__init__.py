@@ -1,0 +1,1 @@
+"""HTTP routers: ranking and events under /v1, model info, and operational endpoints."""
