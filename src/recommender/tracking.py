@@ -47,14 +47,21 @@ def artifact_root(uri: str) -> str | None:
 
 
 def configure(experiment: str) -> str:
-    """Point MLflow at ``tracking_uri()`` and make sure ``experiment`` exists; returns its id."""
+    """Point MLflow at ``tracking_uri()`` and make sure ``experiment`` exists; returns its id.
+
+    Under ``mlflow run`` (``MLFLOW_EXPERIMENT_ID`` set) the launcher's experiment is used instead.
+    """
     import mlflow
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    launched_in = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
     existing = mlflow.get_experiment_by_name(experiment)
-    if existing is not None:
+    if launched_in:
+        # Under `mlflow run` the run already exists in the experiment the launcher chose.
+        experiment_id = launched_in
+    elif existing is not None:
         experiment_id = str(existing.experiment_id)
     else:
         experiment_id = str(
