@@ -54,7 +54,7 @@ STRUCTURAL_MISSING: Final[dict[tuple[str, str], str]] = {
 TEAM_SIZE_BINS: Final = (1, 3, 5, 8, 12, 20, 30, 60, 501)
 TENURE_BINS: Final = (0, 6, 12, 24, 48, 96, 180, 601)
 TRAIT_BINS: Final = tuple(range(0, 101, 10))
-PROPENSITY_BINS: Final = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+PROPENSITY_BINS: Final = (0.0, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 1.0)
 RESPONDENT_BINS: Final = (1, 2, 3, 5, 8, 12, 20, 30, 60, 501)
 SINGLE_RATER_ROLES: Final = ("self", "manager")
 """Rater roles with one rater by design (no anonymity threshold applies)."""
@@ -150,7 +150,8 @@ def format_summary(
 
     Keeps the group columns, shows ``managers`` (``"<5"``/``"suppressed"`` when blanked) and
     ``rows``; ``percent`` columns (shares 0-1) are shown as percentages with the interval
-    clipped to [0, 100]. Blanked cells read ``"—"``.
+    clipped to [0, 100]; a ``share`` column (from :func:`category_counts`) too. Blanked cells
+    read ``"—"``.
     """
     stat_cols = {"n_rows", "n_units", "n_units_display", "suppressed"}
     for col in value_columns:
@@ -162,6 +163,9 @@ def format_summary(
             out[col] = out[col].dt.strftime("%Y-%m-%d")
     out["managers"] = table["n_units_display"].astype(str)
     out["rows"] = [SUPPRESSED if pd.isna(v) else f"{int(v):,}" for v in table["n_rows"]]
+    if "share" in group_cols:
+        out = out.drop(columns="share")
+        out["share"] = [SUPPRESSED if pd.isna(v) else f"{100 * v:.1f}%" for v in table["share"]]
     for col in value_columns:
         scale, unit, nd = (100.0, "%", 1) if col in percent else (1.0, "", digits)
         cells = []
@@ -180,10 +184,14 @@ def format_summary(
     return out.reset_index(drop=True)
 
 
-def control_first(table: pd.DataFrame, column: str = "treatment") -> pd.DataFrame:
-    """Rows of ``table`` with the control arm first, the nudge types after it in their order."""
-    is_control = (table[column] == CONTROL).to_numpy()
-    return pd.concat([table.loc[is_control], table.loc[~is_control]]).reset_index(drop=True)
+def control_first(
+    table: pd.DataFrame, column: str = "treatment", within: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Rows of ``table`` with the control arm first (inside each ``within`` group, e.g.
+    ``org_id``), the nudge types after it in their existing order."""
+    key = (table[column] != CONTROL).to_numpy()
+    ordered = table.assign(_not_control=key).sort_values([*within, "_not_control"], kind="stable")
+    return ordered.drop(columns="_not_control").reset_index(drop=True)
 
 
 def category_counts(
@@ -267,9 +275,11 @@ def numeric_profile(
     ``variable``, ``n_units``, ``mean``, ``p10``, ``p25``, ``median``, ``p75``, ``p90`` and
     ``suppressed``; groups with fewer than ``min_group`` managers are blanked.
     """
-    long = frame.melt(
-        id_vars=[*by, unit_col], value_vars=list(columns), var_name="variable"
-    ).dropna(subset=["value"])
+    long = (
+        frame[[*by, unit_col, *columns]]
+        .melt(id_vars=[*by, unit_col], value_vars=list(columns), var_name="variable")
+        .dropna(subset=["value"])
+    )
     keys = [*by, "variable"]
     if long.empty:
         return pd.DataFrame(columns=[*keys, "n_units", "mean", "p10", "p25", "median", "p75"])
@@ -641,6 +651,18 @@ def _facets(table: pd.DataFrame, facet: str | None) -> list[tuple[str, pd.DataFr
     return [(str(key), table.loc[table[facet] == key]) for key in keys]
 
 
+def _bin_axis(table: pd.DataFrame) -> list[str]:
+    """Bin labels shared by every panel: the table's bin categories from the first to the last
+    one that occurs (so panels line up and empty bins inside the range keep their slot)."""
+    present = set(table["bin"].astype(str))
+    if isinstance(table["bin"].dtype, pd.CategoricalDtype):
+        labels = [str(c) for c in table["bin"].cat.categories]
+    else:
+        labels = sorted(present)
+    used = [i for i, label in enumerate(labels) if label in present]
+    return labels[used[0] : used[-1] + 1] if used else []
+
+
 def plot_distribution(
     table: pd.DataFrame,
     facet: str | None = None,
@@ -652,8 +674,9 @@ def plot_distribution(
 ) -> Figure:
     """Bar chart of a :func:`value_distribution` table, one panel per ``facet`` value.
 
-    Bars are the table's bins in order (unequal widths shown as equal slots); suppressed
-    bins are not drawn and each panel notes how many were hidden. ``value``: ``share``
+    Bars are the table's bins in order on one axis shared by all panels (unequal widths
+    shown as equal slots); suppressed bins are not drawn and each panel notes how many were
+    hidden. ``value``: ``share``
     (0-1 of the panel's rows) or ``n_rows``. ``reference``: optional bin edge marked with a
     dashed line (e.g. a propensity threshold), drawn before the first bin starting at it.
     """
@@ -662,19 +685,22 @@ def plot_distribution(
     nrows = int(np.ceil(len(panels) / ncols))
     fig = _new_figure(3.6 * ncols, 2.8 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    labels = _bin_axis(table)
+    position = {label: i for i, label in enumerate(labels)}
+    lefts = table.groupby(table["bin"].astype(str), sort=False)["left"].first()
+    x_ref = None
+    if reference is not None:
+        at = [position[b] for b in labels if b in lefts.index and lefts[b] >= reference]
+        x_ref = min(at) - 0.5 if at else None
     for ax, (name, sub) in zip(axes.flat, panels, strict=False):
-        sub = sub.sort_values("bin") if isinstance(sub["bin"].dtype, pd.CategoricalDtype) else sub
-        labels = [str(b) for b in sub["bin"]]
         heights = sub[value].to_numpy(dtype=float)
         shown = ~np.isnan(heights)
-        x = np.arange(len(labels))
+        x = np.array([position[str(b)] for b in sub["bin"]], dtype=float)
         ax.bar(x[shown], heights[shown], color="tab:blue")
-        ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
-        if reference is not None:
-            lefts = sub["left"].to_numpy(dtype=float)
-            at = np.flatnonzero(lefts >= reference)
-            if at.size:
-                ax.axvline(at[0] - 0.5, color="tab:red", linestyle="--", linewidth=1)
+        ax.set_xticks(np.arange(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(labels) - 0.4)
+        if x_ref is not None:
+            ax.axvline(x_ref, color="tab:red", linestyle="--", linewidth=1)
         hidden = int((~shown).sum())
         ax.set_title(name + (f" ({hidden} bins hidden: <5 managers)" if hidden else ""), fontsize=9)
         ax.set_ylabel("share of rows" if value == "share" else value, fontsize=8)
