@@ -203,6 +203,13 @@ class RankerBundle:
                 int(item["n_managers"]), tuple(item["effect"]), float(item["score"])
             )
         self._index = {name: j for j, name in enumerate(self.spec.names)}
+        # Snapshot features are fixed until the next training, so their predictions are computed
+        # once here (one batched pass) and ranking a known manager is a lookup, not hundreds of
+        # single-row booster calls.
+        self._snapshot_prediction = self._predict_uncached(self._snapshot_X)
+        self._snapshot_index: dict[bytes, int] = {}
+        for i, row in enumerate(self._snapshot_X):
+            self._snapshot_index.setdefault(row.tobytes(), i)
 
     # ------------------------------------------------------------------ EffectModel
     @property
@@ -243,12 +250,30 @@ class RankerBundle:
         return self.spec.encode_mapping(features)
 
     def predict(self, rows: np.ndarray) -> EffectPrediction:
-        """Effects (n, n_types, n_outcomes), their SD, and the score (n, n_types)."""
+        """Effects (n, n_types, n_outcomes), their SD, and the score (n, n_types).
+
+        Rows that are snapshot rows are answered from the predictions made at load.
+        """
         X = np.asarray(rows, dtype=np.float64)
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"rows must have shape (n, {self.n_features}), got {X.shape}")
+        cached = [self._snapshot_index.get(row.tobytes()) for row in X]
+        if cached and all(i is not None for i in cached):
+            index = np.asarray(cached, dtype=np.intp)
+            snapshot = self._snapshot_prediction
+            return EffectPrediction(
+                effect=snapshot.effect[index],
+                effect_std=snapshot.effect_std[index],
+                score=snapshot.score[index],
+            )
+        return self._predict_uncached(X)
+
+    def _predict_uncached(self, X: np.ndarray) -> EffectPrediction:
+        if len(X) == 0:
+            shape = (0, len(self._types), len(self._outcomes))
+            return EffectPrediction(np.zeros(shape), np.zeros(shape), np.zeros(shape[:2]))
         effect, std = self.model.predict_effects_with_std(X)
         effect = np.asarray(effect, dtype=np.float64)
         return EffectPrediction(

@@ -48,6 +48,21 @@ def test_predict_is_numpy_with_consistent_shapes_and_score(sample_bundle_dir, sa
         bundle.predict(X[:, :3])
 
 
+def test_snapshot_rows_are_answered_from_load_time_predictions(sample_bundle_dir, sample_prepared):
+    _, model, _ = sample_prepared
+    bundle = RankerBundle(sample_bundle_dir, version="1")
+    rows = bundle._snapshot_X[:5]
+    cached = bundle.predict(rows)
+    np.testing.assert_allclose(cached.effect, model.predict_effects(rows), rtol=1e-6, atol=1e-9)
+    # A row that is not in the snapshot (changed feature) is predicted live, not looked up.
+    changed = rows[:1].copy()
+    changed[0, 0] += 1.0
+    live = bundle.predict(np.vstack([rows[:1], changed]))
+    np.testing.assert_allclose(
+        live.effect, model.predict_effects(np.vstack([rows[:1], changed])), rtol=1e-6, atol=1e-9
+    )
+
+
 def test_manager_row_is_tenant_scoped(sample_bundle_dir, sample_prepared):
     prepared, _, _ = sample_prepared
     bundle = RankerBundle(sample_bundle_dir, version="1")
