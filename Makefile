@@ -37,8 +37,11 @@ test: lint ## Lint, then the fast test suite (what CI runs)
 test-all: lint ## Lint, then every test including the slow ones
 	$(BIN)/python -m pytest -q -m ''
 
-bench: install ## Run the benchmarks (slow; figures go to benchmarks/results/)
+bench: install ## Run every benchmark (slow, tens of minutes; figures go to benchmarks/results/)
 	$(BIN)/python benchmarks/bench_simulate.py
+	$(BIN)/python benchmarks/bench_uplift.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 clean: ## Remove the environment and generated files
 	rm -rf $(VENV) data/generated mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
