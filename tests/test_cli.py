@@ -44,3 +44,19 @@ def test_export_deliveries_refuses_missing_store_without_creating_it(tmp_path) -
     assert "does not exist" in result.output
     assert not missing.exists()
     assert not (tmp_path / "out").exists()
+
+
+def test_train_with_a_misspelt_config_key_fails_naming_it(tmp_path, sample_dir) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("split:\n  eval_fractoin: 0.3\n", encoding="utf-8")
+    result = runner.invoke(app, ["train", "--data", str(sample_dir), "--config", str(config)])
+    assert result.exit_code == 1
+    assert "split.eval_fractoin" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_train_on_a_missing_folder_reports_it_without_a_traceback(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "absent")])
+    assert result.exit_code == 1
+    assert "folder does not exist" in result.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -54,13 +56,10 @@ def validate(
     data: Annotated[Path, typer.Argument(help="Folder with the six tables (CSV or Parquet).")],
 ) -> None:
     """Check a folder of input tables; print row counts, or every violation and exit 1."""
-    from recommender.data import DataValidationError, load_dataset
+    from recommender.data import load_dataset
 
-    try:
+    with _exit_on_bad_input():
         dataset = load_dataset(data)
-    except DataValidationError as error:
-        typer.echo(error.report(), err=True)
-        raise typer.Exit(code=1) from None
     _print_summary(data, dataset)
 
 
@@ -102,18 +101,10 @@ def train(
     ] = None,
 ) -> None:
     """Train, evaluate off-policy on a later window, log to MLflow and register the model."""
-    from recommender.config import ConfigError
-    from recommender.data import DataValidationError
     from recommender.pipeline import run_train
 
-    try:
+    with _exit_on_bad_input():
         result = run_train(data, config, promote=promote)
-    except ConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
-    except DataValidationError as error:
-        typer.echo(error.report(), err=True)
-        raise typer.Exit(code=1) from None
     typer.echo(f"run {result.run_id}: registered {result.model_uri}")
     if result.promoted is not None:
         verdict = "promoted to champion" if result.promoted else "not promoted"
@@ -131,18 +122,10 @@ def promote(
     ] = None,
 ) -> None:
     """Move alias `champion` to a candidate if it is not significantly worse (promotion gate)."""
-    from recommender.config import ConfigError
-    from recommender.data import DataValidationError
     from recommender.pipeline import run_promote
 
-    try:
+    with _exit_on_bad_input():
         decision = run_promote(data, config, version=version)
-    except ConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=1) from None
-    except DataValidationError as error:
-        typer.echo(error.report(), err=True)
-        raise typer.Exit(code=1) from None
     verdict = "promoted to champion" if decision.promoted else "not promoted"
     typer.echo(f"version {decision.candidate_version}: {verdict} ({decision.reason})")
 
@@ -187,14 +170,27 @@ def export_deliveries(
     from recommender.events import export_deliveries as export
 
     source = db or os.environ.get("NUDGE_DB_URL") or os.environ.get("NUDGE_DB_PATH")
-    try:
+    with _exit_on_bad_input():
         path = export(
             source or "nudge_events.db", out, fmt=fmt.value, table_prefix=table_prefix, org_id=org
         )
-    except (ValueError, FileExistsError) as error:
+    typer.echo(f"wrote {path}")
+
+
+@contextmanager
+def _exit_on_bad_input() -> Iterator[None]:
+    """Turn the errors bad input raises (data, config, arguments) into one message and exit 1."""
+    from recommender.config import ConfigError
+    from recommender.data import DataValidationError
+
+    try:
+        yield
+    except DataValidationError as error:
+        typer.echo(error.report(), err=True)
+        raise typer.Exit(code=1) from None
+    except (ConfigError, ValueError, FileExistsError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"wrote {path}")
 
 
 def _print_summary(folder: Path, dataset: Dataset) -> None:
