@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DATA ?= data/generated/default
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format bench clean
+.PHONY: help install demo demo-check test test-all lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with dev tools
 
-demo: install ## Simulate the default organisation (if absent) and run the main job on it
-	$(BIN)/recommender demo --data $(DEMO_DATA)
+demo: install ## Simulate, train, promote, then serve the API (:8000) and MLflow UI (:5000); Ctrl-C stops
+	OMP_NUM_THREADS=1 $(BIN)/recommender demo --data $(DEMO_DATA)
+
+demo-check: install ## The main job without starting servers (simulate, validate, train, promote)
+	$(BIN)/recommender demo --data $(DEMO_DATA) --no-serve
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

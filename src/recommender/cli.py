@@ -70,21 +70,24 @@ def demo(
     ),
     managers: Annotated[int, typer.Option(min=10, help="Managers to simulate if absent.")] = 2000,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    api_port: Annotated[int, typer.Option(min=1, max=65535, help="Ranking API port.")] = 8000,
+    ui_port: Annotated[int, typer.Option(min=1, max=65535, help="MLflow UI port.")] = 5000,
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="Train even if the champion saw this data.")
+    ] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the API and the MLflow UI.")
+    ] = True,
+    config: Annotated[Path | None, typer.Option(help="Training YAML (default: built-in).")] = None,
 ) -> None:
-    """The main job: simulate the default organisation (unless present), validate it, summarise."""
-    from recommender.data import DataValidationError, load_dataset
-    from recommender.simulation import SimulationConfig, simulate_organisation, write_simulation
+    """The main job: simulate (unless present), train + promote, serve the API and MLflow UI."""
+    from recommender.demo import DemoError, run_demo
 
-    if not (data / "managers.parquet").exists():
-        typer.echo(f"simulating {managers} managers into {data} ...")
-        result = simulate_organisation(SimulationConfig(n_managers=managers, seed=seed))
-        write_simulation(result, data, fmt="parquet")
-    try:
-        dataset = load_dataset(data)
-    except DataValidationError as error:
-        typer.echo(error.report(), err=True)
-        raise typer.Exit(code=1) from None
-    _print_summary(data, dataset)
+    with _exit_on_bad_input():
+        try:
+            run_demo(data, managers, seed, api_port, ui_port, serve, retrain=retrain, config=config)
+        except DemoError as error:
+            raise ValueError(str(error)) from None
 
 
 @app.command()

@@ -46,28 +46,44 @@ def artifact_root(uri: str) -> str | None:
     return None
 
 
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
+"""Variables MLflow's ``set_*`` functions write into ``os.environ`` as a side effect."""
+
+
 def configure(experiment: str) -> str:
     """Point MLflow at ``tracking_uri()`` and make sure ``experiment`` exists; returns its id.
 
-    Under ``mlflow run`` (``MLFLOW_EXPERIMENT_ID`` set) the launcher's experiment is used instead.
+    Under ``mlflow run`` (``MLFLOW_RUN_ID`` set by the launcher) the launcher's experiment is
+    used. MLflow's setters also write ``MLFLOW_*`` variables into the process environment; they
+    are restored afterwards so a later call, or a child process, does not inherit a stale store or
+    experiment id.
     """
     import mlflow
 
+    before = {name: os.environ.get(name) for name in _MLFLOW_ENV}
+    launched_in = (before["MLFLOW_EXPERIMENT_ID"] or "").strip()
+    under_mlflow_run = bool(os.environ.get("MLFLOW_RUN_ID")) and bool(launched_in)
     uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    launched_in = os.environ.get("MLFLOW_EXPERIMENT_ID", "").strip()
-    existing = mlflow.get_experiment_by_name(experiment)
-    if launched_in:
-        # Under `mlflow run` the run already exists in the experiment the launcher chose.
-        experiment_id = launched_in
-    elif existing is not None:
-        experiment_id = str(existing.experiment_id)
-    else:
-        experiment_id = str(
-            mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
-        )
-    mlflow.set_experiment(experiment_id=experiment_id)
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        if under_mlflow_run:
+            experiment_id = launched_in
+        else:
+            existing = mlflow.get_experiment_by_name(experiment)
+            if existing is not None:
+                experiment_id = str(existing.experiment_id)
+            else:
+                experiment_id = str(
+                    mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
+                )
+        mlflow.set_experiment(experiment_id=experiment_id)
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return experiment_id
 
 

@@ -54,3 +54,22 @@ def test_training_entry_reports_a_bad_config_key_and_exits_1(tmp_path):
     )
     assert proc.returncode == 1
     assert f"{bad}: evaluation.n_bootstrp: unknown key" in proc.stderr
+
+
+def test_configure_leaves_no_mlflow_variables_in_the_environment(tmp_path, monkeypatch):
+    import os
+
+    from recommender import tracking
+
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a.db'}")
+    first = tracking.configure("exp-a")
+    assert "MLFLOW_EXPERIMENT_ID" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'a.db'}"
+    # A second store in the same process gets its own experiment, not the first one's id.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'b.db'}")
+    tracking.configure("exp-b")
+    tracking.configure("exp-b-again")
+    assert first
