@@ -134,6 +134,35 @@ def promote(
 
 
 @app.command()
+def loop(
+    rounds: Annotated[int, typer.Option(min=1, help="Closed-loop rounds after the history.")] = 4,
+    managers: Annotated[int, typer.Option(min=10, help="Managers at the start, all orgs.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    out: Annotated[
+        Path, typer.Option(help="New folder: rounds' data, event store, truth, results.")
+    ] = Path("data/generated/loop"),
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML training config (default: as training/configs/loop.yaml)."),
+    ] = None,
+) -> None:
+    """Closed loop on the simulator: serve the champion, log outcomes, retrain, gate; repeat."""
+    from recommender.closed_loop import format_table, run_loop
+
+    def progress(row: dict[str, object]) -> None:
+        typer.echo(
+            f"round {row['round']}: served {row['true_value_served_expected']:.4f} "
+            f"logging {row['true_value_logging']:.4f} oracle {row['true_value_oracle']:.4f} "
+            f"(trained v{row['trained_version']}, promoted={row['promoted']})"
+        )
+
+    with _exit_on_bad_input():
+        result = run_loop(rounds, managers, seed, out, config_path=config, on_round=progress)
+    typer.echo(format_table(result.table))
+    typer.echo(f"MLflow parent run {result.parent_run_id}; {result.csv_path}; {result.plot_path}")
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = (
         "127.0.0.1"

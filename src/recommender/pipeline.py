@@ -430,6 +430,10 @@ def run_train(
                     {**tags, "run_id": run_id},
                 )
                 mlflow.set_tag("model_version", version)
+                mlflow.set_tag(
+                    "mlflow.runName",
+                    f"{name} v{version} · {orgs} · {window['train_start']}..{window['eval_end']}",
+                )
             promoted: bool | None = None
             reason: str | None = None
             if do_promote:

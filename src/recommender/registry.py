@@ -224,14 +224,17 @@ def gate(
 
 
 def apply_decision(name: str, decision: GateDecision) -> None:
-    """Tag both versions with the decision and move ``champion`` if promoted."""
+    """Tag the candidate with the decision (``gate.*``), the champion with the challenge
+    (``gate.challenged_by.v<candidate>.*``), and move ``champion`` if promoted."""
     client = MlflowClient()
     tags = decision.tags()
-    versions = {decision.candidate_version}
-    if decision.champion_version:
-        versions.add(decision.champion_version)
-    for version in versions:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, decision.candidate_version, key, value)
+    champion = decision.champion_version
+    if champion and champion != decision.candidate_version:
+        # The champion keeps the record of its own promotion; this challenge is kept beside it.
+        prefix = f"gate.challenged_by.v{decision.candidate_version}."
         for key, value in tags.items():
-            client.set_model_version_tag(name, version, key, value)
+            client.set_model_version_tag(name, champion, prefix + key.removeprefix("gate."), value)
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, decision.candidate_version)

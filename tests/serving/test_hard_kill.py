@@ -24,7 +24,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_sigkill_loses_no_acknowledged_write(tmp_path: Path, catalogue_csv: Path) -> None:
     port = free_port()

@@ -23,7 +23,6 @@ from tests.serving.conftest import H1, FakeRegistry, make_settings  # noqa: E402
 EXAMPLES_PER_OPERATION = 150
 
 
-@pytest.mark.slow
 def test_api_conforms_to_its_openapi(tmp_path: Path) -> None:
     registry = FakeRegistry()
     app = create_app(

@@ -42,7 +42,6 @@ def test_bad_config_fails_before_reading_data(tmp_path):
         run_train(tmp_path / "no-such-folder", bad, show_progress=False)
 
 
-@pytest.mark.slow
 def test_train_logs_run_metrics_artifacts_and_registers(trained, tracking):
     client = MlflowClient()
     run = client.get_run(trained.run_id)
@@ -72,7 +71,6 @@ def test_train_logs_run_metrics_artifacts_and_registers(trained, tracking):
     assert version.tags["gate.decision"] == "promoted"
 
 
-@pytest.mark.slow
 def test_load_effect_model_matches_the_pyfunc(trained, tracking, sample_prepared):
     prepared, _, _ = sample_prepared
     bundle = load_effect_model(f"models:/{NAME}@{CHAMPION}")
@@ -84,7 +82,6 @@ def test_load_effect_model_matches_the_pyfunc(trained, tracking, sample_prepared
     np.testing.assert_allclose(bundle.predict(X).score, scores, rtol=1e-9)
 
 
-@pytest.mark.slow
 def test_tampered_registered_model_is_refused(trained, tracking, tmp_path):
     local = Path(
         mlflow.artifacts.download_artifacts(
@@ -99,7 +96,6 @@ def test_tampered_registered_model_is_refused(trained, tracking, tmp_path):
         load_effect_model(str(local))
 
 
-@pytest.mark.slow
 def test_promote_refuses_a_worse_candidate_and_tags_both(
     trained, tracking, sample_dir, fast_config_path, tmp_path
 ):
@@ -124,14 +120,17 @@ def test_promote_refuses_a_worse_candidate_and_tags_both(
     decision = run_promote(sample_dir, fast_config_path, version=worse_version, show_progress=False)
     client = MlflowClient()
     assert str(client.get_registered_model(NAME).aliases[CHAMPION]) == trained.version
-    for version in (worse_version, trained.version):
-        tags = client.get_model_version(NAME, version).tags
-        assert tags["gate.candidate_version"] == worse_version
-        assert tags["gate.decision"] == ("promoted" if decision.promoted else "refused")
+    verdict = "promoted" if decision.promoted else "refused"
+    candidate_tags = client.get_model_version(NAME, worse_version).tags
+    assert candidate_tags["gate.candidate_version"] == worse_version
+    assert candidate_tags["gate.decision"] == verdict
+    # The champion keeps its own promotion record and gains the challenge beside it.
+    champion_tags = client.get_model_version(NAME, trained.version).tags
+    assert champion_tags["gate.decision"] == "promoted"
+    assert champion_tags[f"gate.challenged_by.v{worse_version}.decision"] == verdict
     assert not decision.promoted
 
 
-@pytest.mark.slow
 def test_no_free_text_in_logged_params_and_artifacts(trained, tracking, sample_dir, tmp_path):
     nudges = pd.read_parquet(sample_dir / "nudges.parquet")
     run = MlflowClient().get_run(trained.run_id)
