@@ -144,7 +144,7 @@ class _Evidence:
 class RankerBundle:
     """A verified, loaded model bundle; satisfies ``recommender.effect_model.EffectModel``."""
 
-    def __init__(self, folder: Path, version: str) -> None:
+    def __init__(self, folder: Path, version: str, *, precompute_snapshot: bool = False) -> None:
         folder = Path(folder)
         verify_manifest(folder)
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -203,13 +203,14 @@ class RankerBundle:
                 int(item["n_managers"]), tuple(item["effect"]), float(item["score"])
             )
         self._index = {name: j for j, name in enumerate(self.spec.names)}
-        # Snapshot features are fixed until the next training, so their predictions are computed
-        # once here (one batched pass) and ranking a known manager is a lookup, not hundreds of
-        # single-row booster calls.
-        self._snapshot_prediction = self._predict_uncached(self._snapshot_X)
+        # Snapshot features are fixed until the next training, so for serving their predictions
+        # are computed once here (one batched pass) and ranking a known manager is a lookup, not
+        # hundreds of single-row booster calls.
         self._snapshot_index: dict[bytes, int] = {}
-        for i, row in enumerate(self._snapshot_X):
-            self._snapshot_index.setdefault(row.tobytes(), i)
+        if precompute_snapshot:
+            self._snapshot_prediction = self._predict_uncached(self._snapshot_X)
+            for i, row in enumerate(self._snapshot_X):
+                self._snapshot_index.setdefault(row.tobytes(), i)
 
     # ------------------------------------------------------------------ EffectModel
     @property
@@ -259,7 +260,9 @@ class RankerBundle:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"rows must have shape (n, {self.n_features}), got {X.shape}")
-        cached = [self._snapshot_index.get(row.tobytes()) for row in X]
+        cached = (
+            [self._snapshot_index.get(row.tobytes()) for row in X] if self._snapshot_index else []
+        )
         if cached and all(i is not None for i in cached):
             index = np.asarray(cached, dtype=np.intp)
             snapshot = self._snapshot_prediction
@@ -412,8 +415,13 @@ def find_bundle_dir(model_dir: Path) -> Path:
     raise _integrity_error()(f"{model_dir}: no model bundle found (manifest missing)")
 
 
-def load_effect_model(model_uri: str, dst_path: Path | None = None) -> RankerBundle:
+def load_effect_model(
+    model_uri: str, dst_path: Path | None = None, *, precompute_snapshot: bool = False
+) -> RankerBundle:
     """Download a registered ranker (e.g. ``models:/nudge-ranker@champion``), verify it, load it.
+
+    precompute_snapshot: predict every snapshot manager once at load (what serving wants: a
+    known manager is then ranked by lookup); costs one batched prediction pass.
 
     Uses the current MLflow tracking/registry URI (``recommender.tracking.configure`` or
     ``MLFLOW_TRACKING_URI``). A local folder path is accepted too. Raises ``ModelIntegrityError``
@@ -421,7 +429,9 @@ def load_effect_model(model_uri: str, dst_path: Path | None = None) -> RankerBun
     """
     local = Path(model_uri)
     if local.exists():
-        return RankerBundle(find_bundle_dir(local), version=local.name)
+        return RankerBundle(
+            find_bundle_dir(local), version=local.name, precompute_snapshot=precompute_snapshot
+        )
     import mlflow
 
     from recommender.tracking import tracking_uri
@@ -432,4 +442,6 @@ def load_effect_model(model_uri: str, dst_path: Path | None = None) -> RankerBun
     path = mlflow.artifacts.download_artifacts(
         artifact_uri=model_uri, dst_path=None if dst_path is None else str(dst_path)
     )
-    return RankerBundle(find_bundle_dir(Path(path)), version=version)
+    return RankerBundle(
+        find_bundle_dir(Path(path)), version=version, precompute_snapshot=precompute_snapshot
+    )

@@ -131,7 +131,7 @@ def load_from_registry(uri: str) -> tuple[str, EffectModel]:
     """Default loader: ``recommender.bundle.load_effect_model(uri)`` -> (model.version, model)."""
     from recommender import bundle  # written by the training side; imported only when needed
 
-    model: EffectModel = bundle.load_effect_model(uri)
+    model: EffectModel = bundle.load_effect_model(uri, precompute_snapshot=True)
     return str(model.version), model
 
 

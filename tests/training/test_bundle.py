@@ -50,7 +50,8 @@ def test_predict_is_numpy_with_consistent_shapes_and_score(sample_bundle_dir, sa
 
 def test_snapshot_rows_are_answered_from_load_time_predictions(sample_bundle_dir, sample_prepared):
     _, model, _ = sample_prepared
-    bundle = RankerBundle(sample_bundle_dir, version="1")
+    bundle = RankerBundle(sample_bundle_dir, version="1", precompute_snapshot=True)
+    assert bundle._snapshot_index
     rows = bundle._snapshot_X[:5]
     cached = bundle.predict(rows)
     np.testing.assert_allclose(cached.effect, model.predict_effects(rows), rtol=1e-6, atol=1e-9)
