@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DATA ?= data/generated/default
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-check test test-all lint format bench clean
+.PHONY: help install demo demo-check test test-all lint format bench bench-serve clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -44,7 +44,16 @@ bench: install ## Run every benchmark (slow, tens of minutes; figures go to benc
 	$(BIN)/python benchmarks/bench_simulate.py
 	$(BIN)/python benchmarks/bench_uplift.py
 	$(BIN)/python benchmarks/bench_train.py
-	$(BIN)/python benchmarks/bench_serve.py
+	$(MAKE) bench-serve
+
+BENCH_SERVE := $(abspath data/generated/bench-serve)
+bench-serve: install ## Ranking API vs `mlflow models serve` of the same freshly trained model
+	test -f $(BENCH_SERVE)/data/managers.parquet || \
+	  $(BIN)/recommender simulate --out $(BENCH_SERVE)/data --managers 4000 --seed 15
+	test -f $(BENCH_SERVE)/trained || { MLFLOW_TRACKING_URI=sqlite:///$(BENCH_SERVE)/mlflow.db \
+	  $(BIN)/recommender train --data $(BENCH_SERVE)/data && touch $(BENCH_SERVE)/trained; }
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_serve.py \
+	  --tracking-uri sqlite:///$(BENCH_SERVE)/mlflow.db --model-uri models:/nudge-ranker@champion
 
 clean: ## Remove the environment and generated files
 	rm -rf $(VENV) data/generated mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -172,6 +174,7 @@ class EventStore:
             self.metadata.create_all(self.engine)
         d = self.decisions
         self._insert_decision = d.insert()
+        self._sqlite = _SqliteDecisions.open(self.url, d, sqlite_synchronous)
         self._select_recent = (
             sa.select(d.c.chosen_nudge_id, d.c.decided_at)
             .where(
@@ -185,6 +188,10 @@ class EventStore:
 
     def dispose(self) -> None:
         """Close every pooled connection."""
+        if self._sqlite is not None:
+            with self._write_lock:
+                self._sqlite.close()
+                self._sqlite = None  # later calls (if any) go through the engine
         self.engine.dispose()
 
     def drop_tables(self) -> None:
@@ -231,11 +238,19 @@ class EventStore:
             "reason_code": None if decision.reason_code is None else str(decision.reason_code),
             "candidates": candidates,
         }
+        if self._sqlite is not None:
+            with self._write_lock:
+                self._sqlite.insert(values)
+            return
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(self._insert_decision, values)
 
     def recent_nudges(self, org_id: str, manager_id: str, since: dt.datetime) -> list[PastDecision]:
         """Decisions with a nudge for the manager after ``since`` (aware), oldest first."""
+        if self._sqlite is not None:
+            with self._write_lock:
+                found = self._sqlite.recent(org_id, manager_id, _naive_utc(since))
+            return [PastDecision(nudge_id, at.replace(tzinfo=dt.UTC)) for nudge_id, at in found]
         params = {"org_id": org_id, "manager_id": manager_id, "since": _naive_utc(since)}
         with self.engine.connect() as conn:
             rows = conn.execute(self._select_recent, params).all()
@@ -401,6 +416,77 @@ class EventStore:
             )
             for row in result:
                 yield tuple(row)
+
+
+def _sqlite_datetime(moment: dt.datetime) -> str:
+    """A naive UTC datetime as SQLAlchemy's SQLite ``DateTime`` stores it (sortable text)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class _SqliteDecisions:
+    """Request-path access to the decisions table of a SQLite file, without SQLAlchemy.
+
+    One dedicated ``sqlite3`` connection in autocommit mode: each insert is its own committed
+    transaction (same WAL/synchronous pragmas as the engine), so a decision is stored before
+    the caller returns. Rows are written exactly as SQLAlchemy writes them (datetimes as
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` text, JSON via ``json.dumps``, booleans as 0/1), so the
+    engine reads them back unchanged. Not thread-safe: callers hold the store's write lock.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, table: sa.Table) -> None:
+        self._connection = connection
+        self._columns = tuple(column.name for column in table.columns)
+        names = ", ".join(self._columns)
+        marks = ", ".join("?" * len(self._columns))
+        self._insert_sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+        self._recent_sql = (
+            f"SELECT chosen_nudge_id, decided_at FROM {table.name} WHERE org_id = ? AND "
+            "manager_id = ? AND decided_at > ? AND kind = 'nudge' ORDER BY decided_at"
+        )
+
+    @classmethod
+    def open(cls, url: str, table: sa.Table, synchronous: str) -> _SqliteDecisions | None:
+        """The fast path for a file-backed SQLite URL; None for anything else."""
+        if not url.startswith("sqlite"):
+            return None
+        path = sa.engine.make_url(url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        connection = sqlite3.connect(
+            path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        for pragma in (
+            "journal_mode=WAL",
+            f"synchronous={synchronous}",
+            "busy_timeout=10000",
+            "foreign_keys=ON",
+        ):
+            connection.execute(f"PRAGMA {pragma}")
+        return cls(connection, table)
+
+    def insert(self, values: dict[str, Any]) -> None:
+        """Insert (and commit) one decision row; ``values`` as for the SQLAlchemy insert."""
+        row = dict(values)
+        row["decided_at"] = _sqlite_datetime(row["decided_at"])
+        row["fallback"] = int(bool(row["fallback"]))
+        row["candidates"] = json.dumps(row["candidates"])
+        params = tuple(row.get(name) for name in self._columns)
+        try:
+            self._connection.execute(self._insert_sql, params)
+        except sqlite3.IntegrityError as error:
+            raise IntegrityError(self._insert_sql, params, error) from error
+
+    def recent(
+        self, org_id: str, manager_id: str, since: dt.datetime
+    ) -> list[tuple[str, dt.datetime]]:
+        """(chosen_nudge_id, decided_at naive UTC) of nudge decisions after ``since``."""
+        rows = self._connection.execute(
+            self._recent_sql, (org_id, manager_id, _sqlite_datetime(since))
+        ).fetchall()
+        return [(nudge_id, dt.datetime.fromisoformat(at)) for nudge_id, at in rows]
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def _make_engine(url: str, synchronous: str, pool_size: int) -> Engine:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from recommender.events import (
     DELIVERIES_COLUMNS,
@@ -313,3 +314,41 @@ def test_app_on_postgres_ranks_records_events_and_survives_restart(
         store = EventStore(postgres_url, table_prefix=table_prefix, create=False)
         store.drop_tables()
         store.dispose()
+
+
+def test_sqlite_fast_path_writes_rows_exactly_like_the_engine(tmp_path: Path) -> None:
+    fast = EventStore(sqlite_url(tmp_path / "fast.db"))
+    slow = EventStore(sqlite_url(tmp_path / "slow.db"))
+    slow._sqlite = None  # force the SQLAlchemy path
+    for store in (fast, slow):
+        for kind, decision_id in (
+            ("nudge", "00000000-0000-4000-8000-000000000001"),
+            ("control", "00000000-0000-4000-8000-000000000002"),
+            ("empty", "00000000-0000-4000-8000-000000000003"),
+        ):
+            store.record_decision(decision(decision_id, kind, at=T0 + dt.timedelta(seconds=1.5)))
+    rows = {}
+    for name in ("fast", "slow"):
+        with sqlite3.connect(tmp_path / f"{name}.db") as conn:
+            rows[name] = conn.execute("SELECT * FROM nudge_decisions ORDER BY 1").fetchall()
+    assert rows["fast"] == rows["slow"] and len(rows["fast"]) == 3
+    stored = fast.get_decision("org-01", "00000000-0000-4000-8000-000000000001")
+    assert stored is not None and stored["decided_at"] == T0 + dt.timedelta(seconds=1.5)
+    assert stored["candidates"] == [["a", "x", 0.5], ["b", "x", 0.2], ["c", "y", 0.3]]
+    since = T0 - dt.timedelta(days=1)
+    assert fast.recent_nudges("org-01", "m1-001", since) == slow.recent_nudges(
+        "org-01", "m1-001", since
+    )
+    assert [p.nudge_id for p in fast.recent_nudges("org-01", "m1-001", since)] == ["b"]
+    with pytest.raises(IntegrityError):  # same error type as the engine path
+        fast.record_decision(decision("00000000-0000-4000-8000-000000000001"))
+    fast.dispose()
+    slow.dispose()
+
+
+def test_sqlite_decision_is_committed_before_record_returns(tmp_path: Path) -> None:
+    store = EventStore(sqlite_url(tmp_path / "e.db"))
+    store.record_decision(decision("00000000-0000-4000-8000-000000000001"))
+    with sqlite3.connect(tmp_path / "e.db") as other:  # another connection sees it at once
+        assert other.execute("SELECT count(*) FROM nudge_decisions").fetchone() == (1,)
+    store.dispose()
