@@ -6,7 +6,9 @@ load + features + split + fit, then evaluation on the later window. Quality on t
 window from the simulation's ground truth: NPV (0 = uniform random, 1 = oracle) and mean PEHE
 (objective units) of the chosen model, of every single learner of the family (same fit, same
 split), and of the baselines (best single type chosen on the training window, random).
-MLflow logging/registration is not included in the timings. Results: benchmarks/results/train.json.
+MLflow logging/registration is not included in the timings. ``fit_cpu_s`` is the CPU time of the
+fit over all threads: on a machine shared with other jobs it is the stabler figure (fit_cpu_s / 2
+is the fit's wall time on 2 idle cores at best). Results: benchmarks/results/train.json.
 
     .venv/bin/python benchmarks/bench_train.py --sizes 2000 20000 [100000]
 """
@@ -92,9 +94,10 @@ def worker(data: Path, n_jobs: int) -> dict[str, Any]:
     periods = build_manager_periods(tables)
     prepared = prepare(periods, tables["nudges"], config, _min_rows_per_arm(estimator))
     timings["features_split_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     model = fit_model(prepared, estimator, config)
     timings["fit_s"] = time.perf_counter() - t
+    timings["fit_cpu_s"] = time.process_time() - cpu
     timings["train_total_s"] = time.perf_counter() - start
 
     truth = read_truth(data)
@@ -177,7 +180,8 @@ def main() -> None:
         q = run["quality"]
         print(
             f"{size:>7} managers: train {run['timings']['train_total_s']:.1f}s "
-            f"(fit {run['timings']['fit_s']:.1f}s), peak {run['peak_memory_mb']:.0f} MB, "
+            f"(fit {run['timings']['fit_s']:.1f}s, {run['timings']['fit_cpu_s']:.1f}s CPU), "
+            f"peak {run['peak_memory_mb']:.0f} MB, "
             f"NPV chosen {q['chosen']['npv']:.3f}, PEHE {q['chosen']['pehe_mean']:.3f}, "
             + ", ".join(f"{k} NPV {v['npv']:.3f}" for k, v in q.items() if k.startswith("learner_"))
             + f", best single {q['best_single_type']['npv']:.3f}"

@@ -43,6 +43,20 @@ def test_blend_is_not_worse_than_constant_effect_on_held_out_loss(
         assert report.loc["blend", (name, "loss")] <= report[(name, "loss")].iloc[:4].min() + 1e-12
 
 
+def test_chosen_model_never_loses_to_the_best_single_learner_and_drops_small_weights(
+    strong_model: MultiTreatmentUplift,
+) -> None:
+    report = strong_model.selection_report_
+    for name in strong_model.outcome_names_:
+        weights = report.loc[["s", "t", "x", "dr"], (name, "weight")]
+        assert ((weights == 0) | (weights >= 0.05)).all()
+        losses = report.loc[["s", "t", "x", "dr"], (name, "loss")]
+        if (weights == 1.0).any():
+            assert losses[weights == 1.0].iloc[0] == losses.min()
+        else:
+            assert report.loc["blend_cv", (name, "loss")] < losses.min()
+
+
 def test_fitted_attributes_and_prediction_shapes(
     strong_problem: UpliftProblem, strong_model: MultiTreatmentUplift
 ) -> None:
@@ -61,7 +75,7 @@ def test_selection_report_lists_every_candidate_with_simplex_weights(
     strong_model: MultiTreatmentUplift,
 ) -> None:
     report = strong_model.selection_report_
-    assert list(report.index) == ["s", "t", "x", "dr", "blend", "constant", "shrunk"]
+    assert list(report.index) == ["s", "t", "x", "dr", "blend", "blend_cv", "constant", "shrunk"]
     for name in strong_model.outcome_names_:
         weights = report.loc[["s", "t", "x", "dr"], (name, "weight")]
         assert (weights >= 0).all()
@@ -151,7 +165,7 @@ def test_r_loss_selection_and_learner_subsets_work(
     p = strong_problem
     m = MultiTreatmentUplift(learners=("dr", "s"), selection="r", **fast)
     m.fit(p.X, p.treatment, p.y[:, 0])
-    assert list(m.selection_report_.index) == ["s", "dr", "blend", "constant", "shrunk"]
+    assert list(m.selection_report_.index) == ["s", "dr", "blend", "blend_cv", "constant", "shrunk"]
     with pytest.raises(ValueError, match="not available"):
         m.predict_learner_effects(p.X, "t")
 

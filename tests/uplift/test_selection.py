@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from recommender.uplift.learners import dr_pseudo_outcomes
-from recommender.uplift.selection import dr_loss, r_loss, select, simplex_least_squares
+from recommender.uplift.selection import (
+    dr_loss,
+    prune_weights,
+    r_loss,
+    select,
+    simplex_least_squares,
+)
 from recommender.uplift.uncertainty import jackknife_std, shrunk_std
 
 
@@ -64,6 +70,36 @@ def test_select_shrinks_fully_when_candidates_are_pure_noise() -> None:
     sel = select(dr_loss(phi), candidates, np.zeros((n, 2)), shrinkage=True)
     assert sel.shrinkage == 0.0
     assert select(dr_loss(phi), candidates, np.zeros((n, 2)), shrinkage=False).shrinkage == 1.0
+
+
+def test_prune_weights_drops_small_members_and_re_solves_the_rest() -> None:
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(2000, 3))
+    t = Z @ np.array([0.6, 0.38, 0.02]) + rng.normal(scale=0.01, size=2000)
+    w = prune_weights(Z, t, simplex_least_squares(Z, t), 0.05)
+    assert w[2] == 0.0
+    assert w.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(w[:2], simplex_least_squares(Z[:, :2], t))
+
+
+def test_select_keeps_the_blend_only_when_it_beats_every_member_out_of_fold() -> None:
+    rng = np.random.default_rng(6)
+    n = 20_000
+    tau = rng.normal(size=(n, 2))
+    arm = rng.integers(0, 3, size=n)
+    y = np.column_stack([np.zeros(n), tau])[np.arange(n), arm] + rng.normal(scale=2, size=n)
+    phi = dr_pseudo_outcomes(y, arm, np.zeros((n, 3)), np.full((n, 3), 1 / 3), 0.01)
+    fold_id = rng.integers(0, 3, size=n)
+    good = tau + rng.normal(scale=0.3, size=tau.shape)
+    # A useless member gets a negligible weight: pruned, the good learner is chosen alone.
+    noisy = {"good": good, "noise": rng.normal(scale=0.3, size=tau.shape)}
+    sel = select(dr_loss(phi), noisy, np.zeros((n, 2)), True, fold_id)
+    assert sel.weights == {"good": 1.0, "noise": 0.0}
+    # Two learners with independent errors: averaging helps, out of fold too.
+    other = tau + rng.normal(scale=0.3, size=tau.shape)
+    sel = select(dr_loss(phi), {"good": good, "other": other}, np.zeros((n, 2)), True, fold_id)
+    assert min(sel.weights.values()) >= 0.05
+    assert sel.losses["blend_cv"] < min(sel.losses["good"], sel.losses["other"])
 
 
 def test_jackknife_std_matches_the_grouped_jackknife_formula() -> None:

@@ -250,34 +250,41 @@ def check_user_params(user: dict[str, Any] | None) -> None:
 
 
 def fit_booster(
-    X: np.ndarray,
+    rows: np.ndarray,
     y: np.ndarray,
     params: dict[str, Any],
     n_rounds: int,
     reference: lgb.Dataset,
-    categorical: Sequence[int],
 ) -> lgb.Booster:
-    """Fit one booster reusing the bin mappers of ``reference`` (no re-binning of features)."""
-    data = lgb.Dataset(
-        X,
-        label=y,
-        reference=reference,
-        categorical_feature=list(categorical),
-        free_raw_data=True,
-        params={"verbosity": -1},
-    )
+    """Fit one booster on ``rows`` (increasing indices into the reference's rows), labels y.
+
+    y: (len(rows),). The Dataset is a row subset of the already binned ``reference`` (binned
+    data copied: no re-binning of raw features, no copy of the raw matrix).
+    """
+    rows = np.asarray(rows)
+    if rows.size > 1 and not (np.diff(rows) > 0).all():
+        raise ValueError("rows must be strictly increasing (labels follow their order)")
+    # A list: ``subset`` sorts its indices in Python, which is slow on a numpy array.
+    data = reference.subset(rows.tolist(), params=reference.params).construct()
+    data.set_label(np.asarray(y, dtype=np.float64))
     return lgb.train(params, data, num_boost_round=n_rounds)
 
 
 def make_reference(
-    X: np.ndarray, categorical: Sequence[int], max_bin: int, seed: int
+    X: np.ndarray, categorical: Sequence[int], max_bin: int, seed: int, num_threads: int = 1
 ) -> lgb.Dataset:
-    """Bin the full training matrix once; every booster's Dataset reuses these bin mappers."""
+    """Bin the full training matrix once; every booster's Dataset is a row subset of it."""
     ref = lgb.Dataset(
         X,
         label=np.zeros(X.shape[0]),
         categorical_feature=list(categorical),
-        free_raw_data=False,
-        params={"verbosity": -1, "max_bin": max_bin, "seed": seed, "min_data_per_group": 50},
+        free_raw_data=True,
+        params={
+            "verbosity": -1,
+            "max_bin": max_bin,
+            "seed": seed,
+            "min_data_per_group": 50,
+            "num_threads": num_threads,
+        },
     )
     return ref.construct()

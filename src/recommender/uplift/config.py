@@ -2,7 +2,9 @@
 
 Outcome noise is large next to the effects, so every stage is regularised: small trees, large
 leaves (scaled with the rows a booster sees), L2 on leaf values, row and column subsampling,
-a modest fixed number of trees and few bins (which also makes histogram building cheap).
+a modest fixed number of trees at a fairly high learning rate (0.1: on the benchmark data 50
+rounds at 0.1 match 100 at 0.05 in held-out R^2 at half the fit and prediction cost) and few
+bins (which also makes histogram building cheap).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ SELECTIONS: Final = ("dr", "r")
 
 SHRINKAGE_GRID: Final = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Candidate lambda in tau_s(x) = mean_t + lambda * (tau(x) - mean_t)."""
+
+PRUNE_WEIGHT: Final = 0.05
+"""Blend members with a smaller weight are dropped and the others re-weighted: they barely move
+the loss (which is quadratic in the weights) but each costs its boosters at prediction."""
 
 MIN_ROWS_PER_ARM_PER_FOLD: Final = 10
 """An arm needs at least this many rows per cross-fitting fold (so n_folds * this in total)."""
@@ -43,7 +49,7 @@ _COMMON: Final[dict[str, Any]] = {
 OUTCOME_PARAMS: Final[dict[str, Any]] = {
     **_COMMON,
     "objective": "regression",
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 15,
     "feature_fraction": 0.8,
 }
@@ -55,7 +61,7 @@ S_PARAMS: Final[dict[str, Any]] = {**OUTCOME_PARAMS, "feature_fraction": 1.0}
 EFFECT_PARAMS: Final[dict[str, Any]] = {
     **_COMMON,
     "objective": "regression",
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,
     "num_leaves": 7,
     "lambda_l2": 50.0,
     "feature_fraction": 0.8,
@@ -66,12 +72,16 @@ pseudo-outcomes, so smaller trees, heavier L2, larger leaves and half the trees.
 PROPENSITY_PARAMS: Final[dict[str, Any]] = {
     **_COMMON,
     "objective": "multiclass",
-    "learning_rate": 0.1,
-    "num_leaves": 15,
+    "learning_rate": 0.2,
+    "num_leaves": 4,
     "lambda_l2": 1.0,
     "feature_fraction": 0.8,
 }
-"""Multinomial propensity model over all arms (control included)."""
+"""Multinomial propensity model over all arms (control included). Small trees: one tree per arm
+and round, and a smooth logging policy (softmax plus exploration floor) needs little depth. On
+the 20,000-manager benchmark, 4 leaves and 20-25 rounds at 0.2 track the logged propensity of
+the received arm better (mean |log ratio| 0.08 vs 0.14, held-out log-loss 2.104 vs 2.114) than
+15 leaves and 50 rounds at 0.1, at a quarter of the cost."""
 
 
 def min_leaf_rows(n_rows: int, stage: str) -> int:

@@ -67,7 +67,10 @@ class MultiTreatmentUplift(BaseEstimator):
        out-of-fold effects are scored by the held-out causal loss (``selection``: "dr" pairwise
        DR pseudo-outcome loss, or "r" R-loss) built from out-of-fold nuisances. No effect
        prediction used in the loss comes from a model that saw the row.
-    3. Non-negative blend weights summing to 1 minimise that loss; then the blend is shrunk to
+    3. Non-negative blend weights summing to 1 minimise that loss; members with weight below
+       ``config.PRUNE_WEIGHT`` are dropped (weights re-solved), and the best single learner
+       replaces the blend when its loss is not above the blend's loss with weights cross-fitted
+       over the folds (the in-sample blend can never lose). Then the choice is shrunk to
        the per-treatment mean effect, tau_s(x) = mean + lambda (tau(x) - mean), lambda in
        {0, .25, .5, .75, 1} by the same loss with a one-standard-error rule (``shrinkage``).
        lambda = 0 means "best single type for everyone": with weak evidence the model collapses
@@ -86,11 +89,11 @@ class MultiTreatmentUplift(BaseEstimator):
     shrinkage: choose lambda on the grid; False keeps lambda = 1 (no shrinkage).
     lgbm_params: LightGBM parameters (canonical names) applied on top of every stage's defaults
         (see ``recommender.uplift.config``); objective and rounds are set by the estimator.
-    n_estimators: boosting rounds of outcome models; effect models use half, the propensity
-        model half at a doubled learning rate.
+    n_estimators: boosting rounds of outcome models (learning rate 0.1); effect models and the
+        propensity model use half.
     random_state: seed (int) or None.
-    n_jobs: parallel threads over independent boosters (None = 1, -1 = all cores); each booster
-        uses one thread.
+    n_jobs: parallel threads over independent boosters (-1, the default = all cores, None = 1);
+        each booster fits and predicts on one thread, so this never oversubscribes the cores.
     """
 
     def __init__(
@@ -102,9 +105,9 @@ class MultiTreatmentUplift(BaseEstimator):
         propensity_clip: float = 0.01,
         shrinkage: bool = True,
         lgbm_params: dict[str, Any] | None = None,
-        n_estimators: int = 100,
+        n_estimators: int = 50,
         random_state: int | None = 0,
-        n_jobs: int | None = None,
+        n_jobs: int | None = -1,
     ) -> None:
         self.control = control
         self.learners = learners
@@ -175,14 +178,12 @@ class MultiTreatmentUplift(BaseEstimator):
 
         max_bin = int((self.lgbm_params or {}).get("max_bin", OUTCOME_PARAMS["max_bin"]))
         categorical = spec.categorical_indices
-        XS = with_arm(Xenc, arm)
         ctx = FitContext(
             X=Xenc,
-            XS=XS,
-            ref=make_reference(Xenc, categorical, max_bin, seed),
-            ref_s=make_reference(XS, [*categorical, Xenc.shape[1]], max_bin, seed),
-            categorical=categorical,
-            categorical_s=[*categorical, Xenc.shape[1]],
+            ref=make_reference(Xenc, categorical, max_bin, seed, n_jobs),
+            ref_s=make_reference(
+                with_arm(Xenc, arm), [*categorical, Xenc.shape[1]], max_bin, seed, n_jobs
+            ),
             arm=arm,
             n_arms=n_arms,
             n_estimators=int(self.n_estimators),
@@ -196,14 +197,12 @@ class MultiTreatmentUplift(BaseEstimator):
         # single-fold models (fit on held_rows[l], predict every other row).
         def prop_task(rows: np.ndarray, predict_rows: np.ndarray, s: int) -> tuple[Any, Any]:
             b = fit_propensity(
-                Xenc,
                 arm,
                 n_arms,
                 rows,
                 n_estimators=ctx.n_estimators,
                 user_params=self.lgbm_params,
                 reference=ctx.ref,
-                categorical=categorical,
                 seed=s,
             )
             return b, predict_propensity(b, Xenc[predict_rows])
@@ -297,7 +296,7 @@ class MultiTreatmentUplift(BaseEstimator):
                 loss = dr_loss(dr_pseudo_outcomes(Y[:, o], arm, mu_loss, e_oof_used, clip))
             else:
                 loss = r_loss(Y[:, o], arm, mu_loss, e_oof)
-            selections.append(select(loss, oof, mean_rows, bool(self.shrinkage)))
+            selections.append(select(loss, oof, mean_rows, bool(self.shrinkage), fold_id))
 
         received = logged if logged is not None else e_oof[np.arange(n), arm]
         self.feature_spec_ = spec
@@ -433,8 +432,10 @@ def _aipw(y: np.ndarray, arm: np.ndarray, mu: np.ndarray, e: np.ndarray, clip: f
 def _selection_report(
     learners: tuple[str, ...], outcomes: tuple[str, ...], selections: list[Selection]
 ) -> pd.DataFrame:
-    """Candidates (learners, blend, constant, shrunk) x (outcome, loss/weight/lambda)."""
-    rows = [*learners, "blend", "constant", "shrunk"]
+    """Candidates (learners, blend, blend_cv, constant, shrunk) x (outcome, loss/weight/lambda).
+
+    weight: the chosen weight of each learner (NaN for the other rows)."""
+    rows = [*learners, "blend", "blend_cv", "constant", "shrunk"]
     data: dict[tuple[str, str], list[float]] = {}
     for name, sel in zip(outcomes, selections, strict=True):
         data[(name, "loss")] = [sel.losses[r] for r in rows]

@@ -36,17 +36,14 @@ from recommender.uplift.propensity import pairwise
 class FitContext:
     """What every booster fit of one ``fit`` call shares (read-only across threads).
 
-    X: encoded features (n, n_features); XS: the same plus the arm code column (S-learner);
-    ref / ref_s: binned reference Datasets of X / XS; categorical / categorical_s: their
-    categorical column indices; arm: codes (n,); n_arms: K + 1.
+    X: encoded features (n, n_features); ref / ref_s: binned reference Datasets of X and of
+    X plus the arm code column (S-learner), every booster's Dataset is a row subset of one of
+    them; arm: codes (n,); n_arms: K + 1.
     """
 
     X: np.ndarray
-    XS: np.ndarray
     ref: lgb.Dataset
     ref_s: lgb.Dataset
-    categorical: list[int]
-    categorical_s: list[int]
     arm: np.ndarray
     n_arms: int
     n_estimators: int
@@ -125,9 +122,7 @@ def predict_s(booster: lgb.Booster, X: np.ndarray, n_arms: int, num_threads: int
 def fit_s(ctx: FitContext, y: np.ndarray, rows: np.ndarray, seed: int) -> lgb.Booster:
     """S-learner booster on [x, arm] for ``rows``."""
     params = stage_params(S_PARAMS, ctx.user_params, len(rows), "outcome", seed)
-    return fit_booster(
-        ctx.XS[rows], y[rows], params, ctx.n_estimators, ctx.ref_s, ctx.categorical_s
-    )
+    return fit_booster(rows, y[rows], params, ctx.n_estimators, ctx.ref_s)
 
 
 def fit_t(ctx: FitContext, y: np.ndarray, rows: np.ndarray, seed: int) -> FoldLearner:
@@ -136,9 +131,7 @@ def fit_t(ctx: FitContext, y: np.ndarray, rows: np.ndarray, seed: int) -> FoldLe
     for a in range(ctx.n_arms):
         r = rows[ctx.arm[rows] == a]
         params = stage_params(OUTCOME_PARAMS, ctx.user_params, len(r), "outcome", seed + a)
-        boosters[f"mu_{a}"] = fit_booster(
-            ctx.X[r], y[r], params, ctx.n_estimators, ctx.ref, ctx.categorical
-        )
+        boosters[f"mu_{a}"] = fit_booster(r, y[r], params, ctx.n_estimators, ctx.ref)
     return FoldLearner("t", boosters, ctx.n_arms - 1)
 
 
@@ -158,9 +151,7 @@ def fit_x(
         d0 = _predict(t_learner.boosters[f"mu_{k}"], ctx.X[control], 1) - y[control]
         for name, r, d in (("tau1", r1, d1), ("tau0", control, d0)):
             params = stage_params(EFFECT_PARAMS, ctx.user_params, len(r), "effect", seed + k)
-            boosters[f"{name}_{k}"] = fit_booster(
-                ctx.X[r], d, params, ctx.effect_rounds, ctx.ref, ctx.categorical
-            )
+            boosters[f"{name}_{k}"] = fit_booster(r, d, params, ctx.effect_rounds, ctx.ref)
     return FoldLearner("x", boosters, ctx.n_arms - 1)
 
 
@@ -200,7 +191,5 @@ def fit_dr(
         ok = ~np.isnan(phi[:, k - 1])
         r = rows[ok]
         params = stage_params(EFFECT_PARAMS, ctx.user_params, len(r), "effect", seed + k)
-        boosters[f"tau_{k}"] = fit_booster(
-            ctx.X[r], phi[ok, k - 1], params, ctx.effect_rounds, ctx.ref, ctx.categorical
-        )
+        boosters[f"tau_{k}"] = fit_booster(r, phi[ok, k - 1], params, ctx.effect_rounds, ctx.ref)
     return FoldLearner("dr", boosters, ctx.n_arms - 1)

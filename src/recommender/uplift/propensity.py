@@ -27,12 +27,11 @@ from recommender.uplift.config import PROPENSITY_PARAMS
 
 
 def propensity_rounds(n_estimators: int) -> int:
-    """Boosting rounds of the multinomial model (it learns faster: learning rate 0.1)."""
+    """Boosting rounds of the multinomial model (small trees at learning rate 0.2)."""
     return max(10, n_estimators // 2)
 
 
 def fit_propensity(
-    X: np.ndarray,
     arm: np.ndarray,
     n_arms: int,
     rows: np.ndarray,
@@ -40,15 +39,13 @@ def fit_propensity(
     n_estimators: int,
     user_params: dict[str, Any] | None,
     reference: lgb.Dataset,
-    categorical: list[int],
     seed: int,
 ) -> lgb.Booster:
-    """Fit e_a(x) on ``rows`` (indices into X): multinomial over arm codes 0..n_arms-1."""
+    """Fit e_a(x) on ``rows`` (sorted indices into ``reference``'s rows): multinomial over arm
+    codes 0..n_arms-1 (arm: (n,) codes of all rows)."""
     params = stage_params(PROPENSITY_PARAMS, user_params, len(rows), "outcome", seed)
     params["num_class"] = n_arms
-    return fit_booster(
-        X[rows], arm[rows], params, propensity_rounds(n_estimators), reference, categorical
-    )
+    return fit_booster(rows, arm[rows], params, propensity_rounds(n_estimators), reference)
 
 
 def predict_propensity(booster: lgb.Booster, X: np.ndarray, num_threads: int = 1) -> np.ndarray:

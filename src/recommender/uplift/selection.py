@@ -13,6 +13,13 @@ simplex-constrained least-squares problem.
   (y - m(x) - sum_k (1[arm = k] - e_k(x)) tau_k(x))^2, with m(x) = sum_a e_a(x) mu_a(x) and
   fitted (not logged) propensities, since it needs E[1[arm = k] | x] for every arm.
 
+Blend or single learner: the simplex weights are fitted on the same loss units that score them,
+so the in-sample blend loss can never exceed a member's. The blend is pruned (members below
+``PRUNE_WEIGHT`` dropped, weights re-solved) and then scored honestly: weights fitted on the
+loss units of the other cross-fitting folds, applied to each fold's units. A single learner whose
+loss is below that cross-fitted blend loss is chosen alone, so the choice never loses to the
+best member on the held-out loss and does not keep boosters that barely move the prediction.
+
 Shrinkage: tau_s(x) = mean_k + lambda (tau(x) - mean_k), mean_k the per-treatment average effect
 (AIPW estimate on the training folds); lambda = 0 is "best single type for everyone". lambda is
 chosen on the grid with a one-standard-error rule: the smallest lambda whose held-out loss is
@@ -28,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recommender.uplift.config import SHRINKAGE_GRID
+from recommender.uplift.config import PRUNE_WEIGHT, SHRINKAGE_GRID
 
 
 @dataclass(frozen=True)
@@ -117,8 +124,10 @@ def simplex_least_squares(Z: np.ndarray, t: np.ndarray) -> np.ndarray:
 class Selection:
     """Outcome of selection for one outcome.
 
-    weights: candidate -> blend weight (non-negative, sum 1); shrinkage: chosen lambda;
-    losses: candidate or "blend" / "constant" / "shrunk" -> held-out loss;
+    weights: candidate -> chosen weight (non-negative, sum 1; one 1 when a single learner is
+    chosen); shrinkage: chosen lambda; losses: candidate, "blend" (full simplex blend, weights
+    fitted in-sample), "blend_cv" (pruned blend, weights cross-fitted over folds), "constant" or
+    "shrunk" (the chosen model) -> held-out loss;
     lambda_losses: lambda -> held-out loss of the shrunk blend.
     """
 
@@ -128,25 +137,67 @@ class Selection:
     lambda_losses: dict[float, float] = field(default_factory=dict)
 
 
+def prune_weights(Z: np.ndarray, t: np.ndarray, w: np.ndarray, min_weight: float) -> np.ndarray:
+    """Drop members with 0 < weight < ``min_weight`` (smallest first), re-solving the rest.
+
+    Z (N, C), t (N,), w (C,) simplex weights -> pruned simplex weights (C,), zeros outside the
+    kept support.
+    """
+    w = w.copy()
+    while True:
+        small = np.flatnonzero((w > 0) & (w < min_weight))
+        if small.size == 0:
+            return w
+        keep = np.flatnonzero(w > 0)
+        keep = keep[keep != small[np.argmin(w[small])]]
+        w = np.zeros_like(w)
+        w[keep] = simplex_least_squares(Z[:, keep], t)
+
+
+def cross_fitted_blend(
+    Z: np.ndarray, t: np.ndarray, unit_fold: np.ndarray, support: np.ndarray
+) -> np.ndarray:
+    """Predictions (N,) of a simplex blend of columns ``support`` of Z, each fold's units
+    predicted with weights fitted on the other folds' units (unit_fold: (N,) fold codes)."""
+    out = np.empty(Z.shape[0])
+    for fold in np.unique(unit_fold):
+        held = unit_fold == fold
+        w = simplex_least_squares(Z[~held][:, support], t[~held])
+        out[held] = Z[held][:, support] @ w
+    return out
+
+
 def select(
     loss: HeldOutLoss,
     candidates: dict[str, np.ndarray],
     mean_effect: np.ndarray,
     shrinkage: bool,
+    fold_id: np.ndarray | None = None,
 ) -> Selection:
-    """Blend weights and lambda minimising the held-out loss.
+    """Blend weights (or a single learner) and lambda minimising the held-out loss.
 
     candidates: name -> out-of-fold effects (n, K); mean_effect: (n, K) per-row per-treatment
-    average effect estimated without the row's fold.
+    average effect estimated without the row's fold; fold_id: (n,) cross-fitting fold of each
+    training row; without it the pruned blend is compared in-sample (no single-learner choice).
     """
     names = list(candidates)
     t = loss.target - loss.apply(mean_effect)
     Z = np.column_stack([loss.apply(candidates[c] - mean_effect) for c in names])
-    w = simplex_least_squares(Z, t)
-    dev = Z @ w
+    w_full = simplex_least_squares(Z, t)
     losses = {c: float(np.mean((t - Z[:, i]) ** 2)) for i, c in enumerate(names)}
-    losses["blend"] = float(np.mean((t - dev) ** 2))
+    losses["blend"] = float(np.mean((t - Z @ w_full) ** 2))
     losses["constant"] = float(np.mean(t**2))
+    w = prune_weights(Z, t, w_full, PRUNE_WEIGHT)
+    support = np.flatnonzero(w > 0)
+    if fold_id is not None and support.size > 1:
+        blend_cv = cross_fitted_blend(Z, t, fold_id[loss.unit_row], support)
+        losses["blend_cv"] = float(np.mean((t - blend_cv) ** 2))
+        best_single = min(range(len(names)), key=lambda i: losses[names[i]])
+        if losses[names[best_single]] <= losses["blend_cv"]:
+            w = np.eye(len(names))[best_single]
+    else:
+        losses["blend_cv"] = float(np.mean((t - Z @ w) ** 2))
+    dev = Z @ w
     grid = SHRINKAGE_GRID if shrinkage else (1.0,)
     unit = {lam: (t - lam * dev) ** 2 for lam in grid}
     lambda_losses = {lam: float(u.mean()) for lam, u in unit.items()}
