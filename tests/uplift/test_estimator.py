@@ -293,3 +293,12 @@ def test_blend_matches_best_single_learner_on_a_noisy_larger_problem() -> None:
     assert m.chosen_["y0"]["shrinkage"] > 0
     assert blend < constant.mean()
     assert blend <= 1.05 * min(singles.values())
+
+
+def test_same_data_and_seed_give_identical_models(fast: dict[str, Any]) -> None:
+    problem = make_uplift_problem(n=1500, seed=3)
+    first = MultiTreatmentUplift(**fast).fit(problem.X, problem.treatment, problem.y)
+    second = MultiTreatmentUplift(**fast).fit(problem.X, problem.treatment, problem.y)
+    np.testing.assert_array_equal(
+        first.predict_effects(problem.X[:100]), second.predict_effects(problem.X[:100])
+    )
