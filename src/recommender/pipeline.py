@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,10 @@ from recommender.evaluation import (
 )
 from recommender.features import FeatureSpec, ManagerPeriods, build_manager_periods
 from recommender.splits import TimeSplit, time_split
+
+if TYPE_CHECKING:
+    from recommender.bundle import RankerBundle
+    from recommender.registry import GateDecision
 
 # --------------------------------------------------------------------------- progress
 
@@ -342,7 +346,7 @@ def run_train(
     from recommender import report, tracking
     from recommender.bundle import load_effect_model
     from recommender.data import load_dataset
-    from recommender.registry import CHAMPION, alias_version, apply_decision, gate, log_ranker
+    from recommender.registry import log_ranker
 
     config = load_config(config_path)
     estimator = make_estimator(config)
@@ -438,24 +442,9 @@ def run_train(
             reason: str | None = None
             if do_promote:
                 with steps.step("promotion gate"):
-                    candidate = load_effect_model(model_uri)
-                    champion_version = alias_version(name, CHAMPION)
-                    champion = (
-                        None
-                        if champion_version is None
-                        else load_effect_model(f"models:/{name}/{champion_version}")
+                    decision = _judge_and_record(
+                        name, load_effect_model(model_uri), prepared, best_single, config
                     )
-                    decision = gate(
-                        prepared.evaluation,
-                        candidate,
-                        champion,
-                        best_single,
-                        config.evaluation.n_bootstrap,
-                        config.evaluation.ci_level,
-                        config.evaluation.propensity_clip,
-                        config.seed,
-                    )
-                    apply_decision(name, decision)
                     mlflow.set_tags({f"{k}": v for k, v in decision.tags().items()})
                     promoted, reason = decision.promoted, decision.reason
             mlflow.log_metrics(_timing_metrics(steps.timings))
@@ -523,7 +512,7 @@ def run_promote(
     *,
     version: str | None = None,
     show_progress: bool = True,
-) -> Any:
+) -> GateDecision:
     """Run the promotion gate for ``version`` (default: the ``candidate`` alias) on the
     evaluation window it was trained with (``split.cutoff`` of its run), using ``data``.
 
@@ -531,11 +520,12 @@ def run_promote(
     only if promoted).
     """
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from recommender import tracking
     from recommender.bundle import load_effect_model
     from recommender.data import load_dataset
-    from recommender.registry import CANDIDATE, CHAMPION, alias_version, apply_decision, gate
+    from recommender.registry import CANDIDATE, alias_version
 
     config = load_config(config_path)
     estimator = make_estimator(config)
@@ -546,7 +536,10 @@ def run_promote(
         version = alias_version(name, CANDIDATE)
         if version is None:
             raise ValueError(f"model {name!r} has no version with alias {CANDIDATE!r}")
-    model_version = client.get_model_version(name, version)
+    try:
+        model_version = client.get_model_version(name, version)
+    except MlflowException:
+        raise ValueError(f"model {name!r} has no version {version!r}") from None
     if not model_version.run_id:
         raise ValueError(f"version {version} of {name!r} has no training run")
     run = client.get_run(model_version.run_id)
@@ -565,19 +558,35 @@ def run_promote(
             candidate = load_effect_model(f"models:/{name}/{version}")
             prepared, best_single = gate_context(tables, config, estimator)
         with steps.step("promotion gate"):
-            champion_version = alias_version(name, CHAMPION)
-            champion = None
-            if champion_version is not None and champion_version != version:
-                champion = load_effect_model(f"models:/{name}/{champion_version}")
-            decision = gate(
-                prepared.evaluation,
-                candidate,
-                champion,
-                best_single,
-                config.evaluation.n_bootstrap,
-                config.evaluation.ci_level,
-                config.evaluation.propensity_clip,
-                config.seed,
-            )
-            apply_decision(name, decision)
+            decision = _judge_and_record(name, candidate, prepared, best_single, config)
+    return decision
+
+
+def _judge_and_record(
+    name: str,
+    candidate: RankerBundle,
+    prepared: Prepared,
+    best_single: str,
+    config: TrainConfig,
+) -> GateDecision:
+    """Gate ``candidate`` against the current champion (if another version) and the best single
+    type on ``prepared.evaluation``; tag the versions and move the alias if it passes."""
+    from recommender.bundle import load_effect_model
+    from recommender.registry import CHAMPION, alias_version, apply_decision, gate
+
+    champion_version = alias_version(name, CHAMPION)
+    champion = None
+    if champion_version is not None and champion_version != candidate.version:
+        champion = load_effect_model(f"models:/{name}/{champion_version}")
+    decision = gate(
+        prepared.evaluation,
+        candidate,
+        champion,
+        best_single,
+        config.evaluation.n_bootstrap,
+        config.evaluation.ci_level,
+        config.evaluation.propensity_clip,
+        config.seed,
+    )
+    apply_decision(name, decision)
     return decision
