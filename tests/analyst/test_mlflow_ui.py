@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from recommender.demo import Child, mlflow_ui_command, start_child, stop_children, wait_for_http
+from tests.helpers import FAST_CONFIG
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = (
@@ -35,14 +36,6 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-FAST_CONFIG = """
-seed: 0
-model:
-  params: {n_estimators: 20, n_jobs: 1}
-evaluation:
-  n_bootstrap: 50
-  q_model_estimators: 20
-"""
 
 
 def _require_chromium() -> Path:

@@ -10,17 +10,10 @@ import pytest
 from rich.console import Console
 
 from recommender.demo import DemoResult, run_demo
+from tests.helpers import FAST_CONFIG
 
 TINY_MANAGERS = 120
 TINY_SEED = 3
-FAST_CONFIG = """
-seed: 0
-model:
-  params: {n_estimators: 20, n_jobs: 1}
-evaluation:
-  n_bootstrap: 50
-  q_model_estimators: 20
-"""
 
 
 @dataclass(frozen=True)

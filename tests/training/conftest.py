@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.helpers import FAST_CONFIG
+
 WAVES = ("2023-01-01", "2023-07-01", "2024-01-01")
 
 
@@ -115,15 +117,6 @@ def tiny() -> dict[str, pd.DataFrame]:
 
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
-
-FAST_CONFIG = """
-seed: 0
-model:
-  params: {n_estimators: 20, n_jobs: 1}
-evaluation:
-  n_bootstrap: 50
-  q_model_estimators: 20
-"""
 
 
 @pytest.fixture(scope="session")
