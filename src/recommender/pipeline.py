@@ -12,6 +12,7 @@ import json
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,10 +396,12 @@ def run_train(
                     }
                 )
                 mlflow.log_dict(config.model_dump(mode="json"), "config.json")
-                mlflow.log_input(
-                    from_pandas(fingerprint, name="input-tables", digest=digest),
-                    context="training",
-                )
+                with warnings.catch_warnings():
+                    # The fingerprint's row counts are integers by nature; MLflow's hint about
+                    # missing values in integer columns does not apply to this descriptive table.
+                    warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer")
+                    input_tables = from_pandas(fingerprint, name="input-tables", digest=digest)
+                mlflow.log_input(input_tables, context="training")
                 counts = _counts(prepared, model)
                 metrics = {**counts, **evaluation.metrics}
                 mlflow.log_metrics(_finite(metrics))
