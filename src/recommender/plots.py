@@ -175,6 +175,9 @@ def plot_values_over_rounds(
                 color=line.get_color(),
                 alpha=0.15,
             )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     ax.set_xlabel("round")
     ax.set_ylabel(f"{value_col} (reward units)")
     ax.set_title(title)
