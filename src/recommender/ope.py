@@ -267,10 +267,13 @@ def importance_weights(
     a = _as_actions(actions, n, n_actions)
     p = _as_propensity(logging_propensity, n)
     _check_weight_cap(weight_cap)
-    w = pi[np.arange(n), a] / p
-    if weight_cap is not None:
-        w = np.minimum(w, weight_cap)
-    return w
+    return _weights(pi, a, p, weight_cap)
+
+
+def _weights(pi: np.ndarray, a: np.ndarray, p: np.ndarray, weight_cap: float | None) -> np.ndarray:
+    """Validated inputs -> ``pi[i, a[i]] / p[i]``, capped at ``weight_cap`` when given."""
+    w = pi[np.arange(pi.shape[0]), a] / p
+    return w if weight_cap is None else np.minimum(w, weight_cap)
 
 
 def _validated(
@@ -292,10 +295,7 @@ def _validated(
     q = None if q_hat is None else _as_matrix("q_hat", q_hat, n, n_actions)
     _check_bootstrap_args(n_bootstrap, confidence)
     _check_weight_cap(weight_cap)
-    w = pi[np.arange(n), a] / p
-    if weight_cap is not None:
-        w = np.minimum(w, weight_cap)
-    return r, a, w, pi, q
+    return r, a, _weights(pi, a, p, weight_cap), pi, q
 
 
 def _ips_terms(r: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -461,9 +461,7 @@ def dr_value_difference(
         rewards, actions, logging_propensity, target_a, q_hat, n_bootstrap, confidence, weight_cap
     )
     pi_b = _as_probs("target_b", target_b, r.shape[0], pi_a.shape[1])
-    w_b = pi_b[np.arange(r.shape[0]), a] / np.asarray(logging_propensity, dtype=float)
-    if weight_cap is not None:
-        w_b = np.minimum(w_b, weight_cap)
+    w_b = _weights(pi_b, a, _as_propensity(logging_propensity, r.shape[0]), weight_cap)
     terms_a, comb_a = _statistic(estimator, r, a, w_a, pi_a, q)
     terms_b, comb_b = _statistic(estimator, r, a, w_b, pi_b, q)
     ka = terms_a.shape[1]
