@@ -36,17 +36,6 @@ from recommender.ranking.eligibility import PastDecision
 
 EventType = Literal["delivered", "opened", "acted", "rated", "dismissed"]
 EVENT_TYPES: tuple[EventType, ...] = ("delivered", "opened", "acted", "rated", "dismissed")
-DELIVERIES_COLUMNS = (
-    "delivery_id",
-    "manager_id",
-    "nudge_id",
-    "delivered_at",
-    "policy",
-    "propensity",
-    "opened",
-    "acted",
-    "rating",
-)
 
 
 class DecisionNotFoundError(LookupError):
@@ -549,6 +538,8 @@ def export_deliveries(
     """
     import pandas as pd  # export only; never on the request path
 
+    from recommender.schemas import DELIVERIES
+
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
     out_dir = Path(out_dir)
@@ -583,7 +574,7 @@ def export_deliveries(
             "acted": pd.array([bool(x) for x in acted], dtype="boolean"),
             "rating": pd.array(ratings, dtype="Int64"),
         },
-        columns=list(DELIVERIES_COLUMNS),
+        columns=list(DELIVERIES.columns),  # the contract's column order
     )
     frame.loc[control.to_numpy(dtype=bool, na_value=False), ["opened", "acted"]] = pd.NA
     out_dir.mkdir(parents=True, exist_ok=True)
